@@ -73,3 +73,36 @@ def receptive_field(config: UNetConfig) -> int:
         field += after * stride
         field += unit * stride
     return field
+
+
+def checkerboard_score(image, stride: int = 2) -> float:
+    """Return the share of an image's variance that repeats with period `stride`.
+
+    The image (height, width) or (height, width, channels) is split into the `stride**2`
+    phase grids `image[i::stride, j::stride]`. The score is the variance of the grid means
+    divided by the total variance, averaged over channels: about 1 for a pure checkerboard of
+    that period, near 0 for a smooth image, and 0 for a constant one.
+    """
+    import numpy as np
+
+    array = np.asarray(image, dtype="float64")
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or min(array.shape[:2]) < 2 * stride:
+        raise ValueError(
+            f"checkerboard_score needs an image of shape (height, width[, channels]) with sides of "
+            f"at least {2 * stride}; received shape {np.shape(image)}."
+        )
+    height = array.shape[0] - array.shape[0] % stride
+    width = array.shape[1] - array.shape[1] % stride
+    array = array[:height, :width]
+    scores = []
+    for channel in range(array.shape[-1]):
+        plane = array[..., channel]
+        total = plane.var()
+        if total <= 1e-12 * max(1.0, float(np.abs(plane).max()) ** 2):
+            scores.append(0.0)
+            continue
+        phase_means = [plane[i::stride, j::stride].mean() for i in range(stride) for j in range(stride)]
+        scores.append(float(np.var(phase_means) / total))
+    return float(np.mean(scores))

@@ -1,0 +1,1 @@
+"""Command-line recipes, run as `python -m recipes.<name> --help`."""
