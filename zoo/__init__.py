@@ -17,6 +17,7 @@ from typing import Any
 import keras
 
 from zoo import layers as _layers  # noqa: F401  (registers the custom layers)
+from zoo import data  # noqa: F401  (registers the TFDS builders, such as zoo_shapes)
 from zoo import losses, metrics  # noqa: F401  (registers the custom losses and metrics)
 from zoo.analysis import conv_flops, receptive_field
 from zoo.config import UNetConfig
