@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 import zoo
+from zoo import training
 
 RELOAD_SCRIPT = textwrap.dedent(
     """
@@ -37,7 +38,7 @@ def test_every_variant_reloads_in_fresh_process(tmp_path):
     expected = {"images": images}
     for name in zoo.names():
         model = zoo.build(name, input_shape=(None, None, 2), num_classes=3, depth=2, base_filters=4)
-        model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy())
+        training.compile_model(model, 3, loss="ce_dice")
         model.save(tmp_path / f"{name}.keras")
         expected[name] = np.asarray(model(images, training=False))
     np.savez(tmp_path / "expected.npz", **expected)

@@ -69,9 +69,11 @@ def build_unet(config: UNetConfig, input_shape, num_classes: int, name: str = "u
     for stage in range(config.depth):
         prefix = f"enc{stage + 1}"
         x = blocks.conv_block(x, config.filters(stage), config, config.encoder_activation, prefix)
-        x = blocks.dropout(x, config, "encoder", prefix)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"{prefix}_pool")(x)
+        # Dropout after the pool thins the path down but leaves the skip, which carries the
+        # fine detail that thin structures such as membranes depend on, untouched.
+        x = blocks.dropout(x, config, "encoder", prefix)
 
     x = blocks.conv_block(x, config.filters(config.depth), config, config.bottleneck_activation,
                           "bottleneck")
