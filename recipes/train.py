@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     common.setup_logging()
-    # Heavy imports after argument parsing, so --help and argument errors answer at once.
+    # Heavy imports after argument parsing, so --help and argument errors return at once.
     import keras
 
     import zoo

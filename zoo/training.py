@@ -69,7 +69,7 @@ def resolve_run_dir(requested: str | None, default_name: str, root: str = "runs"
                     overwrite: bool = False) -> Path:
     """Choose the run folder without overwriting a finished run.
 
-    An explicit folder that holds a finished run raises FileExistsError unless `overwrite` is
+    An explicit folder that contains a finished run raises FileExistsError unless `overwrite` is
     set; an interrupted run there is resumed. Without an explicit folder, `root/default_name`
     is used, or `-2`, `-3`, ... after it when earlier runs there have finished.
     """
@@ -77,7 +77,7 @@ def resolve_run_dir(requested: str | None, default_name: str, root: str = "runs"
         run_dir = Path(requested)
         if is_finished(run_dir) and not overwrite:
             raise FileExistsError(
-                f"Run folder {run_dir} holds a finished run. Pass another --run-dir, or "
+                f"Run folder {run_dir} already contains a finished run. Pass another --run-dir, or "
                 "--overwrite to replace it."
             )
         return run_dir
