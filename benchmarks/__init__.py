@@ -1,4 +1,1 @@
-"""Speed and memory benchmarks of the zoo's models; see docs/benchmarks.md.
-
-Run `python -m benchmarks.unet_speed --help` from the repository root.
-"""
+"""Benchmark and diagnostic scripts, run with `python -m benchmarks.<name> --help`."""
