@@ -20,10 +20,14 @@ def test_train_on_crops_then_predict_other_size():
     assert prediction.shape == (1, 300, 200, 2)
 
 
-def test_wrong_channel_count_raises_value_error():
+@pytest.mark.parametrize("call", ["call", "predict"])
+def test_wrong_channel_count_raises_value_error(call):
     model = zoo.build("unet", input_shape=(None, None, 3), depth=2, base_filters=4)
-    with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 3"):
-        model(np.zeros((1, 64, 64, 1), dtype="float32"))
+    images = np.zeros((1, 64, 64, 1), dtype="float32")
+    run = model if call == "call" else (lambda x: model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match=r"images have 1 channel\(s\).*channels=3.*"
+                                         r"input_shape=\(None, None, 1\)"):
+        run(images)
 
 
 def test_mixed_precision_on_512_masks():

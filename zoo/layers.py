@@ -27,13 +27,15 @@ class PadToMultiple(keras.layers.Layer):
     `CropToMatch`, lets one model serve any image size, including unknown (`None`) sizes.
     """
 
-    def __init__(self, multiple, **kwargs):
+    def __init__(self, multiple, channels=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(multiple, int) or multiple < 1:
             raise ValueError(f"Invalid 'multiple' for PadToMultiple: {multiple!r}. Expected int >= 1.")
         self.multiple = multiple
+        self.channels = channels
 
     def call(self, inputs):
+        self._check_channels(inputs.shape[-1])
         shape = ops.shape(inputs)
         top, bottom = _centered_padding(shape[1], self.multiple)
         left, right = _centered_padding(shape[2], self.multiple)
@@ -45,8 +47,19 @@ class PadToMultiple(keras.layers.Layer):
 
         return (input_shape[0], padded(input_shape[1]), padded(input_shape[2]), input_shape[3])
 
+    def _check_channels(self, received):
+        """Raise ValueError, with the fix, when the images' channel count is not the model's."""
+        if self.channels is None or received is None or received == self.channels:
+            return
+        raise ValueError(
+            f"Invalid input: the images have {received} channel(s), but this model was built "
+            f"with input_shape channels={self.channels}. Convert the images to {self.channels} "
+            f"channel(s) (for example with tf.image.grayscale_to_rgb or rgb_to_grayscale), or "
+            f"build the model with input_shape=(None, None, {received})."
+        )
+
     def get_config(self):
-        return {**super().get_config(), "multiple": self.multiple}
+        return {**super().get_config(), "multiple": self.multiple, "channels": self.channels}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

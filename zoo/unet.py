@@ -63,7 +63,7 @@ def build_unet(config: UNetConfig, input_shape, num_classes: int, name: str = "u
     """
     shape = check_input(config, input_shape, num_classes)
     inputs = keras.Input(shape=shape, name="image")
-    x = PadToMultiple(2**config.depth, name="pad")(inputs)
+    x = PadToMultiple(2**config.depth, channels=shape[-1], name="pad")(inputs)
 
     skips = []
     for stage in range(config.depth):
