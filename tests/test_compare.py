@@ -119,6 +119,23 @@ def test_compare_rejects_other_budget(comparison, capsys):
     assert _result_paths(output) == before
 
 
+def test_compare_rejects_result_of_changed_variant(comparison, capsys):
+    argv, output, _ = comparison
+    path = _result_paths(output)[0]
+    original = path.read_text()
+    result = json.loads(original)
+    result["config"]["base_filters"] += 1
+    path.write_text(json.dumps(result))
+    capsys.readouterr()
+    try:
+        assert compare.main(argv) == 2
+        message = capsys.readouterr().err
+        assert f"{path} was trained with another configuration" in message
+        assert "base_filters: stored" in message
+    finally:
+        path.write_text(original)
+
+
 def test_store_overwrite_deletes_other_budget(comparison):
     # Runs last among the recipe tests, because it deletes the stored results.
     _, output, _ = comparison
@@ -171,11 +188,8 @@ def test_compare_means_noise_rule():
 
 
 @pytest.mark.parametrize("variant", [
-    "unet", "unet-asymmetric", "unet-5x5", "unet-transpose3", "unet-upsample", "unet-pixelshuffle",
-    pytest.param("unet-transpose4", marks=pytest.mark.xfail(
-        strict=True, reason="zoo.analysis.receptive_field counts 50 px; the gradient reaches 52")),
-    pytest.param("unet-nearest", marks=pytest.mark.xfail(
-        strict=True, reason="zoo.analysis.receptive_field counts 50 px; the gradient reaches 52")),
+    "unet", "unet-asymmetric", "unet-5x5", "unet-transpose3", "unet-transpose4", "unet-upsample",
+    "unet-nearest", "unet-pixelshuffle",
 ])
 def test_effective_field_inside_theoretical(variant):
     size = 96

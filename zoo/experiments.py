@@ -141,6 +141,13 @@ class ResultStore:
                 + "; ".join(budget_differences(result.get("budget") or {}, budget.fingerprint()))
                 + "). Delete it, or overwrite the stored results."
             )
+        config = zoo.config_of(variant, **budget.overrides).to_dict()
+        if result.get("config") != config:
+            raise BudgetMismatchError(
+                f"{path} was trained with another configuration of '{variant}' ("
+                + "; ".join(budget_differences(result.get("config") or {}, config))
+                + "), so it no longer describes the variant. Delete it to train it anew."
+            )
         return result
 
     def load_maps(self, budget: Budget, variant: str, seed: int) -> dict[str, np.ndarray] | None:
