@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
 
 from zoo.config import UNetConfig
 
-# Growth of the receptive field, in units of the current stride, of one conv unit.
-_UNIT_EXTENT = {"stacked3x3": 2, "single5x5": 4, "factorized5x5": 4, "asymmetric": 2}
+# Reach of one conv unit, in pixels on each side along one axis, at its own resolution.
+_UNIT_HALF_EXTENT = {"stacked3x3": 1, "single5x5": 2, "factorized5x5": 2, "asymmetric": 1}
 
 
 def conv_flops(model: keras.Model) -> int:
@@ -38,41 +36,57 @@ def conv_flops(model: keras.Model) -> int:
     return int(total)
 
 
-def _upsampling_extent(method: str) -> tuple[int, int]:
-    """Return the receptive-field growth of an upsampling step at the input and output stride."""
+def _upsampling_source(method: str, first: int, last: int) -> tuple[int, int]:
+    """Return the coarse index interval that fine pixels `first..last` of an upsampling step read.
+
+    The interval includes the 3x3 convolution after a resize and the one before a pixel shuffle.
+    """
     if method.startswith("transpose"):
+        # Keras' stride-2 "same" Conv2DTranspose puts tap t of coarse pixel i on fine pixel
+        # 2 * i + t - (kernel - 2) // 2.
         kernel = int(method.removeprefix("transpose"))
-        return math.ceil(kernel / 2) - 1, 0
+        shift = (kernel - 2) // 2
+        return -((kernel - 1 - first - shift) // 2), (last + shift) // 2
     if method == "nearest":
-        return 0, 2
+        return (first - 1) // 2, (last + 1) // 2
     if method == "bilinear":
-        return 1, 2
+        # Half-pixel centres: fine pixel 2m reads coarse m - 1 and m, and 2m + 1 reads m and m + 1.
+        return (first - 2) // 2, (last + 2) // 2
     if method == "pixel_shuffle":
-        return 2, 0
+        return first // 2 - 1, last // 2 + 1
     raise ValueError(f"Unknown upsampling {method!r}.")
 
 
-def receptive_field(config: UNetConfig) -> int:
-    """Return the theoretical receptive field, in input pixels, of one output pixel.
+def _input_interval(config: UNetConfig, position: int) -> tuple[int, int]:
+    """Return the first and last input index, along one axis, that reach output index `position`."""
+    half = _UNIT_HALF_EXTENT[config.conv_block] * config.convs_per_stage
+    first, last = position, position
+    skips = []
+    for _ in range(config.depth):
+        # A decoder stage, from the output back: its convolutions, its skip, its upsampling.
+        first, last = first - half, last + half
+        skips.append((first, last))
+        first, last = _upsampling_source(config.upsampling, first, last)
+    first, last = first - half, last + half  # the bottleneck convolutions
+    for skip_first, skip_last in reversed(skips):
+        # An encoder stage, from the bottleneck back: its max pool and skip, then its convolutions.
+        first, last = min(2 * first, skip_first), max(2 * last + 1, skip_last)
+        first, last = first - half, last + half
+    return first, last
 
-    It follows the deepest path (encoder, bottleneck, decoder): a convolution of extent k
-    at stride s adds (k - 1) * s, a 2x2 max pool adds s, and an upsampling step adds the
-    extent of its input window. Skips only add shorter paths, so they do not change it.
+
+def receptive_field(config: UNetConfig) -> int:
+    """Return the theoretical receptive field, in input pixels, of the widest-reaching output pixel.
+
+    The index interval of one output pixel is propagated back to the input along one axis with
+    integer arithmetic, so it follows how pooling and upsampling align with the pixel grid. The
+    result is the widest interval over the 2**depth output positions of one period.
     """
-    unit = _UNIT_EXTENT[config.conv_block] * config.convs_per_stage
-    field, stride = 1, 1
-    for _ in range(config.depth):
-        field += unit * stride
-        field += stride
-        stride *= 2
-    field += unit * stride
-    before, after = _upsampling_extent(config.upsampling)
-    for _ in range(config.depth):
-        field += before * stride
-        stride //= 2
-        field += after * stride
-        field += unit * stride
-    return field
+    widths = []
+    for position in range(2**config.depth):
+        first, last = _input_interval(config, position)
+        widths.append(last - first + 1)
+    return max(widths)
 
 
 def checkerboard_score(image, stride: int = 2) -> float:
