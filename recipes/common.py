@@ -14,6 +14,8 @@ DEFAULT_MODEL = "unet-spatialdrop"
 # Sized so the README main job (zoo_shapes, 128x128) stays within about 5 minutes on 2 cores.
 DEFAULT_EPOCHS = 3
 MASK_ENCODINGS = ("auto", "index", "binary", "binary_inverted")
+# The same names as zoo.training.PRECISIONS, repeated so --help needs no TensorFlow import.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def setup_logging() -> None:

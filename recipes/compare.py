@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--loss", default="crossentropy",
                         help="crossentropy, dice, focal or ce_dice (default: %(default)s)")
-    parser.add_argument("--precision", default="float32",
+    parser.add_argument("--precision", default="float32", choices=common.PRECISIONS,
                         help="float32, mixed_bfloat16 or mixed_float16. bfloat16 is only fast on "
                              "CPUs with AVX512-BF16 or AMX (default: %(default)s)")
 

@@ -30,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--loss", default="crossentropy",
                         help="crossentropy, dice, focal or ce_dice (default: %(default)s)")
-    parser.add_argument("--precision", default="float32",
+    parser.add_argument("--precision", default="float32", choices=common.PRECISIONS,
                         help="float32, mixed_bfloat16 or mixed_float16 (default: %(default)s)")
     parser.add_argument("--run-dir", default=None,
                         help="folder for checkpoints, history and metrics; rerun with the same "

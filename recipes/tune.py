@@ -148,7 +148,7 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tf.distribute strategy for training inside a trial: default (one "
                              "device), mirrored (all local GPUs) or multi_worker (a cluster "
                              "described by TF_CONFIG) (default: %(default)s)")
-    parser.add_argument("--precision", default="float32",
+    parser.add_argument("--precision", default="float32", choices=common.PRECISIONS,
                         help="float32, mixed_bfloat16 or mixed_float16 (default: %(default)s)")
 
 

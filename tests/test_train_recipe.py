@@ -16,7 +16,7 @@ from PIL import Image
 
 import zoo
 from zoo import training
-from recipes import train
+from recipes import common, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = ["--set", "depth=2", "--set", "base_filters=4"]
@@ -130,3 +130,7 @@ def test_killed_training_resumes(tmp_path):
     assert epochs_after[0] >= 1, "the resumed run started again from epoch 0"
     assert epochs_after[-1] == 5
     assert (run_dir / "metrics.json").exists()
+
+
+def test_precision_names_match_the_library():
+    assert common.PRECISIONS == training.PRECISIONS
