@@ -44,13 +44,21 @@ def test_softmax_output_is_distribution():
 
 def test_layer_names_follow_scheme():
     model = zoo.build("unet-spatialdrop", input_shape=(None, None, 3), num_classes=2, depth=2,
-                      base_filters=4)
+                      base_filters=4, dropout_stages=("encoder", "bottleneck"))
     layer_names = {layer.name for layer in model.layers}
     for expected in ["pad", "enc1_conv1", "enc1_norm1", "enc1_act1", "enc1_drop", "enc1_pool",
                      "bottleneck_conv2", "bottleneck_drop", "dec1_up", "dec1_concat",
                      "dec2_conv1", "crop", "head_conv", "head"]:
         assert expected in layer_names, expected
-    assert "dec1_drop" not in layer_names  # spatial dropout is in encoder and bottleneck only
+    assert "dec1_drop" not in layer_names  # only the stages asked for get dropout
+
+
+def test_dropout_variants_drop_in_the_bottleneck_only():
+    for name, layer_type in (("unet-dropout", "Dropout"), ("unet-spatialdrop", "SpatialDropout2D")):
+        model = zoo.build(name, input_shape=(64, 64, 1), num_classes=2, depth=2, base_filters=4)
+        dropped = {layer.name: type(layer).__name__ for layer in model.layers
+                   if isinstance(layer, keras.layers.Dropout)}
+        assert dropped == {"bottleneck_drop": layer_type}
 
 
 def test_names_lists_design_variants():
@@ -147,7 +155,7 @@ def test_factorized_ratio_differs_when_width_changes():
 
 def test_spatial_dropout_drops_whole_channels():
     model = zoo.build("unet-spatialdrop", input_shape=(None, None, 3), dropout_rate=0.5, **SMALL)
-    layer = model.get_layer("enc1_drop")
+    layer = model.get_layer("bottleneck_drop")
     inputs = np.ones((2, 16, 16, 8), dtype="float32")
     outputs = np.asarray(layer(inputs, training=True))
     per_channel = outputs.reshape(2, 16 * 16, 8)

@@ -44,7 +44,7 @@ def test_train_reports_and_exports(tmp_path, capsys):
     assert report["saved_model"] == str(export_dir / "unet-spatialdrop" / "1")
     assert output.rstrip().endswith(f"SavedModel written to {export_dir / 'unet-spatialdrop' / '1'}")
     reloaded = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
-    assert reloaded.get_layer("enc1_drop").__class__.__name__ == "SpatialDropout2D"
+    assert reloaded.get_layer("bottleneck_drop").__class__.__name__ == "SpatialDropout2D"
     serve = tf.saved_model.load(report["saved_model"]).signatures["serving_default"]
     result = serve(images=tf.zeros((1, 45, 37, 3), tf.uint8))
     assert tuple(result["class_ids"].shape) == (1, 45, 37)
