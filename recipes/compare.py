@@ -52,7 +52,7 @@ class Suite:
 
 QUESTIONS = (
     Question("dropout", "1. Dropout: per-unit, spatial or none",
-             "Does dropout at rate 0.2 after each encoder stage and the bottleneck help, and is "
+             "Does dropout at rate 0.2 in the bottleneck (the end of the encoder) help, and is "
              "dropping whole feature maps (SpatialDropout2D) better than dropping single units "
              "(Dropout)?",
              ("unet", "unet-dropout", "unet-spatialdrop"), "unet"),
@@ -76,10 +76,9 @@ QUESTIONS = (
              "unet", ("checkerboard",)),
 )
 
-# NOTE: the budget is sized for 2 CPU cores of an AMD EPYC with AVX2 but no AVX-512. There one
-# unet run of this budget took 48-52 s of CPU time, so the 117 runs need an estimated 110 CPU
-# minutes: 55-110 minutes on 2 otherwise idle cores, and much longer on a shared machine.
-# bfloat16 has no hardware support on such a CPU and trained about 12x slower than float32.
+# NOTE: the budget is sized for 2 CPU cores of an AMD EPYC with AVX2 but no AVX-512, so that
+# the 117 runs finish within about an hour there (64 px, 16 base filters, float32). bfloat16
+# has no hardware support on such a CPU and trained about 12x slower than float32.
 SUITES = {
     "questions": Suite(
         title="U-Net design questions",
@@ -89,7 +88,7 @@ SUITES = {
             DatasetPlan(str(SHARED_DATA / "membrane"), "binary_inverted", epochs=11),
             DatasetPlan(str(SHARED_DATA / "kvasir_seg"), "binary", epochs=4, max_train_images=64),
         ),
-        defaults={"image_size": 96, "batch_size": 8, "seeds": 3, "precision": "float32",
+        defaults={"image_size": 64, "batch_size": 8, "seeds": 3, "precision": "float32",
                   "output": "docs/results", "set": ["base_filters=16"]},
     ),
 }
