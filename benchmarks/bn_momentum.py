@@ -26,6 +26,9 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=20, help="training epochs (default: %(default)s)")
     parser.add_argument("--momentum", type=float, nargs="+", default=[0.99, 0.9],
                         help="BatchNormalization momentum values to compare (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=256,
+                        help="image side in pixels; the number of steps, which decides how far the "
+                             "moving statistics get, does not depend on it (default: %(default)s)")
     parser.add_argument("--output", default=None, help="write the results as JSON to this file")
     return parser.parse_args(argv)
 
@@ -67,14 +70,14 @@ def batch_statistics_predictions(model, images, batch_size=4):
     return np.concatenate(outputs)
 
 
-def run(folder, variant, epochs, momentum):
+def run(folder, variant, epochs, momentum, size=256):
     import keras
     import tensorflow as tf
 
     import zoo
 
     keras.utils.set_random_seed(0)
-    x_train, y_train, x_test, y_test = load_protocol_data(folder)
+    x_train, y_train, x_test, y_test = load_protocol_data(folder, size)
 
     def augment(x, y):
         k = tf.random.uniform([], 0, 4, tf.int32)
@@ -86,14 +89,14 @@ def run(folder, variant, epochs, momentum):
 
     dataset = (tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(24, seed=0)
                .map(augment).batch(4).prefetch(2))
-    model = zoo.build(variant, input_shape=(256, 256, 1), num_classes=2, norm_momentum=momentum)
+    model = zoo.build(variant, input_shape=(size, size, 1), num_classes=2, norm_momentum=momentum)
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy())
     started = time.perf_counter()
     model.fit(dataset, epochs=epochs, verbose=0)
     seconds = time.perf_counter() - started
     moving = membrane_iou(model.predict(x_test, batch_size=4, verbose=0), y_test)
     batch = membrane_iou(batch_statistics_predictions(model, x_test), y_test)
-    return {"variant": variant, "momentum": momentum, "epochs": epochs, "steps": epochs * 6,
+    return {"variant": variant, "momentum": momentum, "size": size, "epochs": epochs, "steps": epochs * 6,
             "iou_moving_statistics": round(moving, 4), "iou_batch_statistics": round(batch, 4),
             "moving_init_weight_left": round(momentum ** (epochs * 6), 4),
             "training_seconds": round(seconds, 1)}
@@ -104,7 +107,7 @@ def main(argv=None):
     results = []
     for momentum in args.momentum:
         print(f"Training {args.variant} with BatchNormalization momentum {momentum} ...", flush=True)
-        result = run(args.folder, args.variant, args.epochs, momentum)
+        result = run(args.folder, args.variant, args.epochs, momentum, args.size)
         print(json.dumps(result), flush=True)
         results.append(result)
     if args.output:
