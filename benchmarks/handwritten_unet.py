@@ -1,7 +1,7 @@
 """A plain Keras U-Net with the same layers and widths as the zoo's baseline `unet`.
 
 It is the reference that measures what the zoo's builder costs: the same convolutions,
-BatchNormalization (momentum 0.9), ReLU, 2x2 max pooling, 2x2 stride-2 transposed
+BatchNormalization (momentum 0.7), ReLU, 2x2 max pooling, 2x2 stride-2 transposed
 convolutions, concatenated skips and a float32 1x1 head with softmax, built with
 standard layers only. Unlike the zoo's model it has no pad and crop layers, so height
 and width must be multiples of 2**depth.
@@ -24,7 +24,7 @@ def _two_convs(x, filters: int, momentum: float, prefix: str):
 
 
 def build_handwritten_unet(input_shape=(None, None, 3), num_classes: int = 2, depth: int = 4,
-                           base_filters: int = 32, momentum: float = 0.9) -> keras.Model:
+                           base_filters: int = 32, momentum: float = 0.7) -> keras.Model:
     """Build the U-Net of `depth` stages with `base_filters` filters doubling per stage.
 
     Example:

@@ -40,7 +40,7 @@ class UNetConfig:
     convs_per_stage: int = 2
     conv_block: str = "stacked3x3"
     norm: str = "batch"
-    norm_momentum: float = 0.9
+    norm_momentum: float = 0.7
     group_norm_groups: int = 8
     encoder_activation: str = "relu"
     bottleneck_activation: str = "relu"
