@@ -90,6 +90,7 @@ def test_unknown_variant_suggests_closest():
         ({"depth": 0}, "'depth': 0"),
         ({"base_filters": -8}, "'base_filters': -8"),
         ({"dropout_stages": ["middle"]}, "'dropout_stages'"),
+        ({"dropout_stages": "decoder"}, r'Expected a list .* for example \["decoder"\]'),
         ({"conv_block": "separable"}, "'conv_block'"),
         ({"depht": 3}, "Did you mean 'depth'"),
     ],

@@ -28,7 +28,8 @@ class UNetConfig:
     """Architecture of one U-Net; the defaults are the baseline `unet` variant.
 
     Filters at encoder stage `i` (0-based) are `round(base_filters * filter_growth**i)`; the
-    bottleneck is stage `depth`. `dropout_rate` applies only when `dropout` is not "none".
+    bottleneck is stage `depth`. `dropout_rate` applies only when `dropout` is not "none", in
+    the parts named by `dropout_stages` (by default the bottleneck, the end of the encoder).
     `norm_momentum` is the BatchNormalization moving-average momentum: the Keras default of
     0.99 needs several hundred steps before the moving statistics used at inference match the
     batch statistics seen in training, so short runs on small sets evaluate badly with it.
@@ -48,7 +49,7 @@ class UNetConfig:
     leaky_relu_slope: float = 0.1
     dropout: str = "none"
     dropout_rate: float = 0.2
-    dropout_stages: tuple[str, ...] = ("encoder", "bottleneck")
+    dropout_stages: tuple[str, ...] = ("bottleneck",)
     upsampling: str = "transpose2"
     residual: bool = False
     attention: bool = False
@@ -146,6 +147,11 @@ def _validate(config: UNetConfig) -> None:
         raise ValueError(
             f"Invalid value for 'dropout_rate': {config.dropout_rate} with dropout="
             f"'{config.dropout}'. Use a rate in (0, 1), or set dropout='none'."
+        )
+    if not isinstance(config.dropout_stages, tuple):
+        raise ValueError(
+            f"Invalid value for 'dropout_stages': {config.dropout_stages!r}. Expected a list of "
+            f"stages from {', '.join(DROPOUT_STAGES)}, for example [\"{config.dropout_stages}\"]."
         )
     for stage in config.dropout_stages:
         _check_choice("dropout_stages", stage, DROPOUT_STAGES)

@@ -69,9 +69,9 @@ register("unet", "the baseline: two 3x3 conv + BatchNorm + ReLU per stage, 2x2 t
 # paper. On the membrane protocol, spatial dropout after every encoder stage as well scored
 # 0.588 held-out IoU, against 0.602 without dropout and 0.609 in the bottleneck only.
 register("unet-dropout", "does per-unit Dropout in the bottleneck hurt a conv net?",
-         dropout="standard", dropout_stages=("bottleneck",))
+         dropout="standard")
 register("unet-spatialdrop", "does dropping whole feature maps (SpatialDropout2D) help?",
-         aliases=("unet-groupout",), dropout="spatial", dropout_stages=("bottleneck",))
+         aliases=("unet-groupout",), dropout="spatial")
 register("unet-prelu", "PReLU against ReLU, everywhere",
          encoder_activation="prelu", bottleneck_activation="prelu", decoder_activation="prelu")
 register("unet-prelu-encoder", "PReLU in the encoder only (bottleneck and decoder ReLU)",
