@@ -50,31 +50,51 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     common.setup_logging()
+    try:
+        model, splits, run_dir, overrides = prepare(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return train_and_export(args, model, splits, run_dir, overrides)
+
+
+def prepare(args):
+    """Check the config and load the data, then create the run folder, so bad input leaves none."""
     # Heavy imports after argument parsing, so --help and argument errors return at once.
     import keras
 
     import zoo
-    from zoo import data, export, metrics, training
+    from zoo import training
 
     overrides = common.parse_overrides(args.set)
     zoo.config_of(args.model, **overrides)  # invalid overrides fail before data is read
     training.set_precision(args.precision)
     keras.utils.set_random_seed(args.seed)
-
     run_dir = training.resolve_run_dir(
         args.run_dir, f"{args.model}-{common.dataset_label(args.dataset)}", overwrite=args.overwrite
     )
-    resuming = training.is_interrupted(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{'Resuming' if resuming else 'Starting'} run in {run_dir}")
-
     splits = common.load_data(args)
     info = splits.info
     print(f"Dataset {info.name}: {info.num_classes} classes {list(info.class_names)}, "
           f"{info.channels} channel(s), {info.train_size} train / {info.test_size} held-out images")
-
     model = zoo.build(args.model, input_shape=(None, None, info.channels),
                       num_classes=info.num_classes, **overrides)
+
+    if args.overwrite and run_dir.exists():
+        print(f"Removing the earlier run in {run_dir} (--overwrite)")
+        training.remove_run(run_dir)
+    resuming = training.is_interrupted(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{'Resuming' if resuming else 'Starting'} run in {run_dir}")
+    return model, splits, run_dir, overrides
+
+
+def train_and_export(args, model, splits, run_dir, overrides) -> int:
+    """Train, evaluate on the held-out split, save, export, and write metrics.json last."""
+    import zoo
+    from zoo import export, metrics, training
+
+    info = splits.info
     training.compile_model(model, info.num_classes, args.learning_rate, args.loss, info.class_names)
     training.write_json(run_dir / "config.json", {
         "model": args.model, "overrides": overrides, "config": zoo.config_of(args.model, **overrides).to_dict(),

@@ -50,15 +50,27 @@ def test_train_reports_and_exports(tmp_path, capsys):
     assert tuple(result["class_ids"].shape) == (1, 45, 37)
 
 
-def test_finished_run_is_not_overwritten(tmp_path):
+def test_finished_run_is_not_overwritten(tmp_path, capsys):
     run_dir = tmp_path / "run"
     args = _tiny_args(tmp_path, "--epochs", "1", "--run-dir", str(run_dir), "--no-export")
     assert train.main(args) == 0
     first = (run_dir / "metrics.json").read_text()
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        train.main(args)
+    capsys.readouterr()
+    assert train.main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
     assert (run_dir / "metrics.json").read_text() == first
+
     assert train.main(args + ["--overwrite"]) == 0
+    assert len(_history(run_dir)) == 1, "--overwrite must replace the earlier history"
+
+
+def test_bad_dataset_fails_before_a_run_folder_exists(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = _tiny_args(tmp_path, "--run-dir", str(run_dir), "--no-export")
+    args[args.index("--dataset") + 1] = str(tmp_path / "missing")
+    assert train.main(args) == 2
+    assert "missing" in capsys.readouterr().err
+    assert not run_dir.exists()
 
 
 def test_short_training_loss_falls(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -86,6 +87,12 @@ def resolve_run_dir(requested: str | None, default_name: str, root: str = "runs"
         suffix += 1
         candidate = Path(root) / f"{default_name}-{suffix}"
     return candidate
+
+
+def remove_run(run_dir: Path) -> None:
+    """Delete a run folder that the user asked to replace (`--overwrite`)."""
+    shutil.rmtree(run_dir)
+    logger.info("Removed the earlier run in %s", run_dir)
 
 
 def callbacks(run_dir: Path) -> list[keras.callbacks.Callback]:
