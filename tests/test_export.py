@@ -90,6 +90,13 @@ def test_serving_any_size_batch(exported):
     assert outputs["probabilities"].dtype == tf.float32
 
 
+def test_serving_wrong_channel_count_names_it(exported):
+    _, path = exported
+    serve = export.load_for_serving(path)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected 3 channel\(s\)"):
+        serve(images=tf.constant(random_images((1, 32, 32, 1))))
+
+
 def test_serving_signature_spec(exported):
     _, path = exported
     serve = export.load_for_serving(path)

@@ -85,11 +85,16 @@ def make_serving_function(model: keras.Model):
             f"Model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} "
             "outputs, but export supports only one image input and one score output."
         )
-    _, fixed_height, fixed_width, _ = model.input_shape
+    _, fixed_height, fixed_width, channels = model.input_shape
     num_classes = model.output_shape[-1]
     activation = output_activation(model)
 
     def serve(images):
+        # A served signature does not check the static channel count, so check it at run time.
+        tf.debugging.assert_equal(
+            tf.shape(images)[-1], channels,
+            message=f"Invalid images: expected {channels} channel(s), as the model was built. "
+                    f"Convert the images to {channels} channel(s) before sending them.")
         inputs = tf.cast(images, tf.float32) / 255.0
         input_size = tf.shape(images)[1:3]
         resize = fixed_height is not None or fixed_width is not None
