@@ -22,7 +22,7 @@ import numpy as np
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bn_momentum", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="membrane folder with images/ and masks/ (0.png ... 29.png)")
-    parser.add_argument("--variant", default="unet-spatialdrop", help="zoo variant (default: %(default)s)")
+    parser.add_argument("--model", "--variant", dest="variant", default="unet-spatialdrop", help="zoo variant (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=20, help="training epochs (default: %(default)s)")
     parser.add_argument("--momentum", type=float, nargs="+", default=[0.99, 0.9],
                         help="BatchNormalization momentum values to compare (default: %(default)s)")

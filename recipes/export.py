@@ -30,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "the SavedModel reproduces the model's probabilities.",
     )
     parser.add_argument("model", type=Path, help="path of the .keras model file to export")
-    parser.add_argument("--base-dir", type=Path, default=Path("saved_models"),
+    parser.add_argument("--export-dir", "--base-dir", dest="base_dir", type=Path, default=Path("saved_models"),
                         help="directory that contains one folder per model name "
                              "(default: saved_models)")
     parser.add_argument("--name", default=None,
