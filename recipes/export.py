@@ -1,8 +1,8 @@
 """Export a saved `.keras` model as a SavedModel for TensorFlow Serving.
 
-    python -m recipes.export runs/unet/model.keras --base-dir saved_models
+    python -m recipes.export runs/unet/model.keras --export-dir saved_models
 
-The SavedModel goes to `<base-dir>/<name>/<version>/`. After writing it, the recipe reloads
+The SavedModel goes to `<export-dir>/<name>/<version>/`. After writing it, the recipe reloads
 it and compares its probabilities with the Keras model's on a random uint8 batch.
 """
 
@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="directory that contains one folder per model name "
                              "(default: saved_models)")
     parser.add_argument("--name", default=None,
-                        help="model folder name under --base-dir (default: the model's name)")
+                        help="model folder name under --export-dir (default: the model's name)")
     parser.add_argument("--version", type=int, default=None,
                         help="version folder number, an int >= 1; an existing version is an "
                              "error (default: one more than the largest existing version)")
