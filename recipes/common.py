@@ -12,8 +12,9 @@ from pathlib import Path
 DEFAULT_DATASET = "zoo_shapes"
 DEFAULT_MODEL = "unet-spatialdrop"
 # Sized so the README main job (zoo_shapes at 64x64) stays within 5 minutes on 2 cores: at
-# 128x128 the default model trained about 2 images/s there, so one epoch took 4.6 minutes.
-DEFAULT_EPOCHS = 3
+# 128x128 one epoch of the default model took 4.6 minutes there, and at 64x64 three epochs
+# took 280 s in all, about 80 s per epoch, so two epochs leave room for installing and setup.
+DEFAULT_EPOCHS = 2
 DEFAULT_IMAGE_SIZE = 64
 MASK_ENCODINGS = ("auto", "index", "binary", "binary_inverted")
 # The same names as zoo.training.PRECISIONS, repeated so --help needs no TensorFlow import.
