@@ -11,9 +11,8 @@ from pathlib import Path
 
 DEFAULT_DATASET = "zoo_shapes"
 DEFAULT_MODEL = "unet-spatialdrop"
-# Sized so the README main job (zoo_shapes at 64x64) stays within 5 minutes on 2 cores: at
-# 128x128 one epoch of the default model took 4.6 minutes there, and at 64x64 three epochs
-# took 280 s in all, about 80 s per epoch, so two epochs leave room for installing and setup.
+# Sized so the README main job (zoo_shapes at 64x64) stays within 5 minutes on 2 cores. There,
+# three epochs at 64x64 took 280 s in all (about 80 s each), so two leave time for setup.
 DEFAULT_EPOCHS = 2
 DEFAULT_IMAGE_SIZE = 64
 MASK_ENCODINGS = ("auto", "index", "binary", "binary_inverted")
