@@ -4,7 +4,7 @@
 serving worker and one matrix-product worker (`benchmarks/roles.py` has the measurements).
 A worker reads one JSON request per line on stdin and writes one JSON reply per line on
 stdout. Everything else that would reach stdout (a peer package's banner, TensorFlow's
-messages) goes to stderr instead, so it cannot break a reply. The first reply says whether the
+messages) goes to stderr instead, so it cannot break a reply. The first reply reports whether the
 worker is ready. Log messages go to stderr, which the parent writes to its log file.
 
     {"task": "train", "size": 256, "steps": 1, "warmup": 0}   ->  {"step_seconds": [...], ...}
