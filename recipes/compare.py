@@ -76,17 +76,18 @@ QUESTIONS = (
              "unet", ("checkerboard",)),
 )
 
-# NOTE: the budget is sized for 2 CPU cores of an AMD EPYC with AVX2 but no AVX-512, so that
-# the 117 runs finish within about an hour there (64 px, 16 base filters, float32). bfloat16
-# has no hardware support on such a CPU and trained about 12x slower than float32.
+# NOTE: the 117 runs took 53 minutes of wall time on 2 cores of an Intel Xeon with AVX-512 and
+# AMX (64 px, 16 base filters, float32). A 2-core AMD EPYC with AVX2 only trains about half as
+# fast, so expect 1.5 to 2 hours there (an estimate). float32 keeps the results comparable on
+# both CPUs: without AMX, bfloat16 trained about 12x slower than float32.
 SUITES = {
     "questions": Suite(
         title="U-Net design questions",
         questions=QUESTIONS,
         datasets=(
-            DatasetPlan("zoo_shapes", epochs=4, max_train_images=64),
+            DatasetPlan("zoo_shapes", epochs=16, max_train_images=128),
             DatasetPlan(str(SHARED_DATA / "membrane"), "binary_inverted", epochs=11),
-            DatasetPlan(str(SHARED_DATA / "kvasir_seg"), "binary", epochs=4, max_train_images=64),
+            DatasetPlan(str(SHARED_DATA / "kvasir_seg"), "binary", epochs=8, max_train_images=128),
         ),
         defaults={"image_size": 64, "batch_size": 8, "seeds": 3, "precision": "float32",
                   "output": "docs/results", "set": ["base_filters=16"]},
