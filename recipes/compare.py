@@ -283,7 +283,8 @@ def write_report(store, plan: Plan, args, argv: list[str]) -> Path:
     results, maps = report.collect(store, plan.budgets, plan.variants, plan.seeds)
     data = report.ReportData(
         title=plan.title,
-        command="python -m recipes.compare " + shlex.join(argv),
+        # The report names the command that trains the runs, so --report-only is left out.
+        command="python -m recipes.compare " + shlex.join(arg for arg in argv if arg != "--report-only"),
         questions=plan.questions,
         budgets=plan.budgets,
         seeds=plan.seeds,

@@ -104,6 +104,22 @@ def test_compare_rerun_skips_finished(comparison, capsys):
         assert path.stat().st_mtime_ns == modified, f"{path} was trained again"
 
 
+def test_report_only_keeps_training_command(comparison, capsys):
+    argv, output, report_path = comparison
+    results = {path: path.stat().st_mtime_ns for path in _result_paths(output)}
+    report_path.unlink()
+    capsys.readouterr()
+
+    assert compare.main(argv + ["--report-only"]) == 0
+    printed = capsys.readouterr().out
+    assert ": training" not in printed
+    report = report_path.read_text()
+    assert "--report-only" not in report
+    assert "--variants " + ",".join(VARIANTS) in report
+    for path, modified in results.items():
+        assert path.stat().st_mtime_ns == modified, f"{path} was trained again"
+
+
 def test_compare_rejects_other_budget(comparison, capsys):
     argv, output, _ = comparison
     changed = list(argv)
