@@ -281,10 +281,11 @@ def write_report(store, plan: Plan, args, argv: list[str]) -> Path:
     output = Path(args.output)
     report_path = Path(args.report) if args.report else output.parent / f"{output.name}.md"
     results, maps = report.collect(store, plan.budgets, plan.variants, plan.seeds)
+    # The report names the command that trains the runs, so --report-only is left out.
+    training_arguments = [arg for arg in argv if arg != "--report-only"]
     data = report.ReportData(
         title=plan.title,
-        # The report names the command that trains the runs, so --report-only is left out.
-        command="python -m recipes.compare " + shlex.join(arg for arg in argv if arg != "--report-only"),
+        command="python -m recipes.compare " + shlex.join(training_arguments),
         questions=plan.questions,
         budgets=plan.budgets,
         seeds=plan.seeds,
