@@ -348,7 +348,11 @@ def train_variant(budget: Budget, variant: str, seed: int, data_dir: str | None 
         "cpu_seconds": time.process_time() - cpu_started,
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    return result, _figure_maps(init_maps, trained_maps, images)
+    maps = _figure_maps(init_maps, trained_maps, images)
+    if Path(budget.source).is_dir():
+        # A folder's images belong to its owner, so the stored maps keep no copy of them.
+        del maps["heldout_image"]
+    return result, maps
 
 
 # Two-sided 97.5% quantiles of Student's t distribution for 1 to 30 degrees of freedom.

@@ -282,9 +282,17 @@ def _checkerboard_panels(data: ReportData, budget: Budget, variants) -> str | No
                                _centre(stored["trained_constant_features"]),
                                _centre(stored["trained_heldout_features"]),
                                stored["trained_heldout_confidence"]]))
-    heldout = maps[present[0]]["heldout_image"]
-    grey = np.full(heldout.shape, 0.5, dtype="float32")
-    rows.append(("input", [_centre(grey), _centre(grey), _centre(heldout), heldout]))
+    # Runs on folder datasets store no input image, so their input row shows the grey image only.
+    heldout = maps[present[0]].get("heldout_image")
+    if heldout is None:
+        shape = (*stored["trained_heldout_confidence"].shape, 1)
+    else:
+        shape = heldout.shape
+    grey = np.full(shape, 0.5, dtype="float32")
+    inputs = [_centre(grey), _centre(grey)]
+    if heldout is not None:
+        inputs += [_centre(heldout), heldout]
+    rows.append(("input", inputs))
     path = plots.image_panels(
         data.figure_folder / f"checkerboard-{budget.label}.png",
         f"Last upsampling output (one channel) and confidence, {budget.label}, "
